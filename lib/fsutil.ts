@@ -1,0 +1,42 @@
+/** File writes that never leave a half-written file behind. */
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, mkdirSync, chmodSync, readFileSync, existsSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+import { randomBytes, createHash } from 'node:crypto';
+
+/**
+ * Writes `data` to a temp file in the same directory with `mode` from the start, fsyncs it, then
+ * renames it over `path`. Readers see the old file or the new one, never a torn one; a private
+ * key is never readable by others, not even for a moment.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  chmodSync(tmp, mode); // umask may have narrowed it
+  renameSync(tmp, path);
+}
+
+/** Mode for private keys and anything that embeds one. */
+export const SECRET_MODE = 0o600;
+export const PUBLIC_MODE = 0o644;
+
+export function sha256(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function sha256File(path: string): string {
+  return sha256(readFileSync(path));
+}
+
+export function readIfExists(path: string): string | undefined {
+  return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+}
