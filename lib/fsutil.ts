@@ -1,6 +1,6 @@
 /** File writes that never leave a half-written file behind. */
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, mkdirSync, chmodSync, readFileSync, existsSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { dirname, basename, join, relative, isAbsolute } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 
 /**
@@ -39,4 +39,17 @@ export function sha256File(path: string): string {
 
 export function readIfExists(path: string): string | undefined {
   return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+}
+
+/** Writes only when the content differs, so an unchanged re-run keeps every byte and mtime. */
+export function writeIfChanged(path: string, data: string, mode = 0o644): boolean {
+  if (readIfExists(path) === data) return false;
+  writeFileAtomic(path, data, mode);
+  return true;
+}
+
+/** A path for messages: relative to the current directory when below it, else absolute. */
+export function displayPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
 }

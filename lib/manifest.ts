@@ -5,7 +5,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './fsutil.ts';
+import { writeIfChanged } from './fsutil.ts';
 
 export type EntryKind = 'ca-cert' | 'ca-key' | 'cert' | 'key' | 'sa-key' | 'sa-pub' | 'kubeconfig' | 'encryption-config';
 
@@ -72,6 +72,6 @@ export function updateManifest(dir: string, cluster: string, step: string, entri
   const old = readManifest(dir);
   const kept = (old?.entries ?? []).filter((e) => e.step !== step);
   const manifest: Manifest = { version: 1, cluster, entries: [...kept, ...entries].sort((a, b) => a.id.localeCompare(b.id)) };
-  writeFileAtomic(join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+  writeIfChanged(join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
   return manifest;
 }
