@@ -110,11 +110,22 @@ class Fields {
     private readonly obj: Record<string, unknown>,
   ) {}
 
-  static of(file: string, path: string, value: unknown): Fields {
+  /**
+   * Wraps one JSON object whose fields are `known`. Unknown fields are refused first, so a typo
+   * ("contollers") is reported as itself rather than as the field it hides being missing.
+   */
+  static of(file: string, path: string, value: unknown, known: readonly string[]): Fields {
+    if (value === undefined) throw new InputError(`${file}: ${path}`, 'is required');
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new InputError(`${file}: ${path || '(top level)'}`, `expected an object, got ${describe(value)}`);
     }
-    return new Fields(file, path, value as Record<string, unknown>);
+    const f = new Fields(file, path, value as Record<string, unknown>);
+    for (const key of Object.keys(value)) {
+      if (!known.includes(key)) {
+        f.fail(key, `unknown field (expected one of: ${known.join(', ')}; see the inventory reference in README.md)`);
+      }
+    }
+    return f;
   }
 
   at(key: string): string {
@@ -156,11 +167,10 @@ class Fields {
     return v as T;
   }
 
-  object(key: string, required = false): Fields {
+  object(key: string, known: readonly string[], required = false): Fields {
     const v = this.raw(key);
-    if (v === undefined && !required) return Fields.of(this.file, this.at(key), {});
-    if (v === undefined) this.fail(key, 'is required');
-    return Fields.of(this.file, this.at(key), v);
+    if (v === undefined && !required) return Fields.of(this.file, this.at(key), {}, known);
+    return Fields.of(this.file, this.at(key), v, known);
   }
 
   array(key: string): unknown[] {
@@ -191,10 +201,10 @@ class Fields {
     return { text: v, ms };
   }
 
-  /** Refuses any field that was not read: catches typos like "contollers". */
+  /** Asserts every field was read: a field listed as known but never validated is a bug here. */
   done(): void {
     for (const key of Object.keys(this.obj)) {
-      if (!this.used.has(key)) this.fail(key, 'unknown field (check the spelling; see the inventory reference in README.md)');
+      if (!this.used.has(key)) throw new Error(`inventory loader bug: ${this.at(key)} is accepted but never read`);
     }
   }
 }
@@ -240,10 +250,10 @@ function readDiscovered(workspace: string): DiscoveredHosts | undefined {
 
 /** Validates an already-parsed inventory document. Pure: no I/O. */
 export function parseInventory(json: unknown, file = 'inventory', discovered?: DiscoveredHosts): Inventory {
-  const top = Fields.of(file, '', json);
+  const top = Fields.of(file, '', json, ['provider', 'cluster', 'aws', 'lab', 'pki', 'encryption', 'loadBalancer', 'controllers', 'workers']);
   const provider = top.oneOf('provider', PROVIDERS);
 
-  const c = top.object('cluster', true);
+  const c = top.object('cluster', ['name', 'domain', 'serviceCidr', 'podCidr'], true);
   const clusterName = c.string('name');
   if (!DNS1123_LABEL.test(clusterName) || clusterName.length > 63) {
     c.fail('name', `"${clusterName}" is not a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`);
@@ -255,7 +265,7 @@ export function parseInventory(json: unknown, file = 'inventory', discovered?: D
   if (serviceCidr.cidr.prefix > 30) c.fail('serviceCidr', `"${serviceCidr.text}" is too small for any Service (prefix must be /30 or shorter)`);
   c.done();
 
-  const a = top.object('aws');
+  const a = top.object('aws', ['region', 'vpcCidr', 'instanceType', 'sshUser', 'operatorCidr', 'ami']);
   const aws: AwsConfig = {
     region: a.string('region', DEFAULTS.aws.region),
     vpcCidr: a.cidr('vpcCidr', DEFAULTS.aws.vpcCidr).text,
@@ -270,11 +280,11 @@ export function parseInventory(json: unknown, file = 'inventory', discovered?: D
   }
   a.done();
 
-  const l = top.object('lab');
+  const l = top.object('lab', ['cidr']);
   const lab: LabConfig = { cidr: l.cidr('cidr', DEFAULTS.lab.cidr).text };
   l.done();
 
-  const p = top.object('pki');
+  const p = top.object('pki', ['tool', 'keyAlgorithm', 'caValidity', 'certValidity']);
   const caValidity = p.duration('caValidity', DEFAULTS.pki.caValidity);
   const certValidity = p.duration('certValidity', DEFAULTS.pki.certValidity);
   const pki: PkiConfig = {
@@ -290,7 +300,7 @@ export function parseInventory(json: unknown, file = 'inventory', discovered?: D
   }
   p.done();
 
-  const e = top.object('encryption');
+  const e = top.object('encryption', ['provider']);
   const encryption = { provider: e.oneOf('provider', ENCRYPTION_PROVIDERS, DEFAULTS.encryption.provider) };
   e.done();
 
@@ -312,7 +322,7 @@ export function parseInventory(json: unknown, file = 'inventory', discovered?: D
   const names = new Map<string, string>();
   const ips = new Map<string, string>();
   const host = (value: unknown, path: string, role: Role): Host => {
-    const h = Fields.of(file, path, value);
+    const h = Fields.of(file, path, value, role === 'worker' ? ['name', 'privateIp', 'publicIp', 'podCidr'] : ['name', 'privateIp', 'publicIp']);
     const name = h.string('name');
     if (!DNS1123_LABEL.test(name) || name.length > 63) {
       h.fail('name', `"${name}" is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)`);
