@@ -49,8 +49,8 @@ export class Recorder {
     private readonly log?: Logger,
   ) {}
 
-  async run(cmd: string, args: string[], stdoutTo: string | null, input?: string): Promise<ExecResult> {
-    const res = await exec(cmd, args, { cwd: this.cwd, subject: this.subject, input }, this.log);
+  async run(cmd: string, args: string[], stdoutTo: string | null, env?: Record<string, string>): Promise<ExecResult> {
+    const res = await exec(cmd, args, { cwd: this.cwd, subject: this.subject, env: env && { ...process.env, ...env } }, this.log);
     this.transcript.push(stdoutTo ? `${res.commandLine} > ${stdoutTo}` : res.commandLine);
     return res;
   }

@@ -1,10 +1,15 @@
 /**
- * Reads an issued certificate back with the real openssl binary and compares it with its plan
+ * Reads issued certificates back with the real openssl binary and compares each with its plan
  * row. cfssl 1.2.0 drops unknown usages, falls back on unknown profiles and can exit 0 with no
- * output (MISSION.md §6), so nothing is accepted on a tool's word: every certificate is checked
- * here before it is written into place.
+ * output (MISSION.md §6), so nothing is accepted on a tool's word.
+ *
+ * Checking is batched: one `openssl storeutl -text` reads every new certificate of a run and one
+ * `openssl verify` per CA checks their signatures, instead of two processes per certificate.
  */
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exec } from '../exec.ts';
 import type { Logger } from '../log.ts';
 import type { KeyAlgorithm } from '../inventory.ts';
@@ -14,10 +19,11 @@ export interface Inspected {
   cn: string;
   o: string[];
   issuerCn: string;
+  /** Upper-case hex, no separators, as `openssl x509 -serial` prints it. */
   serial: string;
   notBefore: Date;
   notAfter: Date;
-  /** SHA-256, colon-separated hex, as openssl prints it. */
+  /** SHA-256 of the DER, colon-separated upper-case hex (as `openssl x509 -fingerprint -sha256`). */
   fingerprint: string;
   /** "DNS:x" / "IP:y" */
   sans: string[];
@@ -26,84 +32,96 @@ export interface Inspected {
   /** openssl's long names: "Digital Signature", "Certificate Sign", ... */
   keyUsage: string[];
   isCa: boolean;
-  publicKeyPem: string;
+  /** "rsa-2048", "ecdsa-p256", or what openssl reports. */
+  keyAlgorithm: string;
 }
 
-/** The openssl command that reads the fields we check; the cert PEM goes on stdin. */
-export const INSPECT_ARGS = [
-  'x509', '-noout', '-subject', '-issuer', '-serial', '-startdate', '-enddate', '-fingerprint', '-sha256',
-  '-nameopt', 'RFC2253', '-ext', 'subjectAltName,keyUsage,extendedKeyUsage,basicConstraints', '-pubkey',
-];
+/** Prints each certificate of a PEM bundle as text. */
+export const STOREUTL_ARGS = ['storeutl', '-noout', '-text', '-certs'];
 
 const EKU_NAMES: Record<string, string> = {
   'TLS Web Server Authentication': 'serverAuth',
   'TLS Web Client Authentication': 'clientAuth',
 };
 
-/** Splits an RFC 2253 name into attribute/value pairs, honouring backslash escapes. */
-function parseRfc2253(dn: string): [string, string][] {
-  const out: [string, string][] = [];
-  let cur = '';
-  for (let i = 0; i < dn.length; i++) {
-    const ch = dn[i]!;
-    if (ch === '\\' && i + 1 < dn.length) {
-      cur += dn[++i];
-    } else if (ch === ',' || ch === '+') {
-      out.push(splitAva(cur));
-      cur = '';
-    } else cur += ch;
-  }
-  if (cur) out.push(splitAva(cur));
-  return out;
+/** Splits a name as openssl prints it by default ("O=a, CN=b") into attribute/value pairs. */
+function parseName(dn: string): [string, string][] {
+  return dn
+    .split(/, (?=[A-Za-z][A-Za-z0-9.]*=)/)
+    .filter(Boolean)
+    .map((ava) => {
+      const at = ava.indexOf('=');
+      return [ava.slice(0, at).trim(), ava.slice(at + 1).replace(/\\(.)/g, '$1')];
+    });
 }
 
-function splitAva(ava: string): [string, string] {
-  const at = ava.indexOf('=');
-  return [ava.slice(0, at).trim(), ava.slice(at + 1)];
-}
-
-/** Parses the output of `openssl ${INSPECT_ARGS}`. */
-export function parseInspectOutput(text: string): Inspected {
-  const field = (name: string): string => {
-    const m = new RegExp(`^${name}=(.*)$`, 'm').exec(text);
-    if (!m) throw new Error(`openssl output has no ${name}`);
+/** Parses one certificate's block of `openssl storeutl -text` (or `x509 -text`) output. */
+export function parseCertificateText(block: string, der: Buffer): Inspected {
+  const line = (label: string): string => {
+    const m = new RegExp(`^\\s*${label}\\s*:(.*)$`, 'm').exec(block);
+    if (!m) throw new Error(`openssl output has no "${label}"`);
     return m[1]!.trim();
   };
   const ext = (title: string): string | undefined => {
-    const m = new RegExp(`^X509v3 ${title}:.*\\n((?:    .*\\n?)+)`, 'm').exec(text);
-    return m ? m[1]!.trim() : undefined;
+    const m = new RegExp(`^(\\s*)X509v3 ${title}:.*\\n((?:\\1\\s+.*(?:\\n|$))+)`, 'm').exec(block);
+    return m ? m[2]!.trim() : undefined;
   };
-  const subject = parseRfc2253(field('subject'));
-  const issuer = parseRfc2253(field('issuer'));
   const list = (s: string | undefined) => (s ? s.split(/,\s*/).map((x) => x.trim()).filter(Boolean) : []);
-  const pub = /-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/.exec(text);
-  if (!pub) throw new Error('openssl output has no public key');
+  const serialInline = /Serial Number:\s*(\d+) \(0x([0-9a-f]+)\)/i.exec(block);
+  const serialHex = serialInline ? serialInline[2]! : /Serial Number:\s*\n\s*([0-9a-f:]+)/i.exec(block)?.[1] ?? '';
+  const subject = parseName(line('Subject'));
+  const issuer = parseName(line('Issuer'));
+  const bits = /Public-Key: \((\d+) bit\)/.exec(block)?.[1];
+  const keyType = line('Public Key Algorithm');
+  const curve = /NIST CURVE: (\S+)/.exec(block)?.[1];
+  const keyAlgorithm = keyType === 'rsaEncryption' ? `rsa-${bits}` : keyType === 'id-ecPublicKey' && curve === 'P-256' ? 'ecdsa-p256' : `${keyType}-${curve ?? bits}`;
+  const digest = new X509Certificate(der).fingerprint256;
   return {
-    // RFC 2253 lists the name from its last attribute; reverse to the order in the certificate.
     cn: subject.filter(([k]) => k === 'CN').map(([, v]) => v).join(),
-    o: subject.filter(([k]) => k === 'O').map(([, v]) => v).reverse(),
+    o: subject.filter(([k]) => k === 'O').map(([, v]) => v),
     issuerCn: issuer.filter(([k]) => k === 'CN').map(([, v]) => v).join(),
-    serial: field('serial'),
-    notBefore: new Date(field('notBefore')),
-    notAfter: new Date(field('notAfter')),
-    fingerprint: field('sha256 Fingerprint'),
+    serial: serialHex.replace(/:/g, '').toUpperCase(),
+    notBefore: new Date(line('Not Before')),
+    notAfter: new Date(line('Not After')),
+    fingerprint: digest,
     sans: list(ext('Subject Alternative Name')).map((s) => s.replace(/^IP Address:/, 'IP:')),
     extKeyUsage: list(ext('Extended Key Usage')).map((u) => EKU_NAMES[u] ?? u),
     keyUsage: list(ext('Key Usage')),
     isCa: /CA:TRUE/.test(ext('Basic Constraints') ?? ''),
-    publicKeyPem: pub[0],
+    keyAlgorithm,
   };
 }
 
-export async function inspectCertificate(pem: string, log?: Logger, subject?: string): Promise<Inspected> {
-  const res = await exec('openssl', INSPECT_ARGS, { input: pem, subject }, log);
-  return parseInspectOutput(res.stdout);
+/** Reads every certificate in `pems` with one openssl process; results keep the input order. */
+export async function inspectCertificates(pems: readonly string[], log?: Logger): Promise<Inspected[]> {
+  if (pems.length === 0) return [];
+  // storeutl cannot read a pipe, so the bundle goes through a scratch file (certificates only: nothing secret).
+  const scratch = mkdtempSync(join(tmpdir(), 'hardway-check-'));
+  const bundle = join(scratch, 'bundle.pem');
+  let res;
+  try {
+    writeFileSync(bundle, pems.join(''));
+    res = await exec('openssl', [...STOREUTL_ARGS, bundle], { subject: `${pems.length} certificate(s)` }, log);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  const blocks = res.stdout.split(/^\d+: Certificate\s*$/m).slice(1);
+  if (blocks.length !== pems.length) {
+    throw new Error(`openssl read ${blocks.length} certificate(s) where ${pems.length} were given: one of them is not a certificate`);
+  }
+  return blocks.map((b, i) => parseCertificateText(b, new X509Certificate(pems[i]!).raw));
 }
 
-/** `openssl verify -CAfile <ca> ` with the certificate on stdin. Resolves true when it chains. */
-export async function verifyChain(pem: string, caFile: string, log?: Logger, subject?: string): Promise<boolean> {
-  const res = await exec('openssl', ['verify', '-CAfile', caFile], { input: pem, subject, okCodes: [2] }, log);
-  return res.code === 0 && /^stdin: OK$/m.test(res.stdout);
+/**
+ * `openssl verify -CAfile <ca> <file>...`: which of `files` chain to the CA. One process for all.
+ * Returns the set of files openssl accepted.
+ */
+export async function verifyChains(files: readonly string[], caFile: string, log?: Logger, cwd?: string): Promise<Set<string>> {
+  if (files.length === 0) return new Set();
+  const res = await exec('openssl', ['verify', '-CAfile', caFile, ...files], { cwd, subject: caFile, okCodes: [2] }, log);
+  const ok = new Set<string>();
+  for (const m of res.stdout.matchAll(/^(.*): OK$/gm)) ok.add(m[1]!);
+  return ok;
 }
 
 /** Describes a private key: "rsa-2048", "ecdsa-p256" or what it really is. */
@@ -119,10 +137,14 @@ export function publicKeyOf(keyPem: string): string {
   return createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString().trim();
 }
 
+/** True when the certificate carries the public half of `keyPem`. */
+export function certMatchesKey(certPem: string, keyPem: string): boolean {
+  return new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
+}
+
 export interface Expectation {
   row: CertRow;
   keyAlgorithm: KeyAlgorithm;
-  keyPem: string;
   /** The signing CA's notAfter: no certificate may outlive its CA. */
   caNotAfter: Date;
   /** Planned lifetime, already clamped to the CA. */
@@ -148,9 +170,7 @@ export function compareWithPlan(got: Inspected, want: Expectation): string[] {
     : want.keyAlgorithm.startsWith('rsa') ? ['Digital Signature', 'Key Encipherment'] : ['Digital Signature'];
   if (!sameSet(got.keyUsage, wantKu)) problems.push(`key usage is [${got.keyUsage.join(', ')}], expected [${wantKu.join(', ')}]`);
   if (got.isCa !== isCa) problems.push(`CA:${got.isCa ? 'TRUE' : 'FALSE'}, expected CA:${isCa ? 'TRUE' : 'FALSE'}`);
-  const alg = keyAlgorithmOf(want.keyPem);
-  if (alg !== want.keyAlgorithm) problems.push(`key is ${alg}, expected ${want.keyAlgorithm}`);
-  if (publicKeyOf(want.keyPem) !== got.publicKeyPem.trim()) problems.push('certificate does not match its private key');
+  if (got.keyAlgorithm !== want.keyAlgorithm) problems.push(`key is ${got.keyAlgorithm}, expected ${want.keyAlgorithm}`);
   if (got.notAfter.getTime() > want.caNotAfter.getTime()) {
     problems.push(`notAfter ${got.notAfter.toISOString()} is past its CA's notAfter ${want.caNotAfter.toISOString()}`);
   }

@@ -48,11 +48,11 @@ export function rowFacts(row: CertRow): RowFacts {
   };
 }
 
-export function factsOf(got: Inspected, keyAlgorithm: string): CertificateFacts {
+export function factsOf(got: Inspected): CertificateFacts {
   return {
     cn: got.cn, o: got.o, sans: got.sans, usages: got.extKeyUsage, signer: got.issuerCn, fingerprint: got.fingerprint,
     notBefore: got.notBefore.toISOString(), notAfter: got.notAfter.toISOString(), serial: got.serial, isCa: got.isCa,
-    keyAlgorithm,
+    keyAlgorithm: got.keyAlgorithm,
   };
 }
 

@@ -14,19 +14,18 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, readFileSync } 
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Context, Step, StepResult } from '../runner.ts';
-import { settleLimit, mapLimit } from '../exec.ts';
 import { writeFileAtomic, writeIfChanged, displayPath, sha256, SECRET_MODE, PUBLIC_MODE } from '../fsutil.ts';
 import { updateManifest, type ManifestEntry, type CertificateFacts } from '../manifest.ts';
 import { formatHours } from '../duration.ts';
 import { templatePath, render } from '../render.ts';
 import { planPki, sansOf, type CertRow, type PkiPlan } from './plan.ts';
-import { inspectCertificate, verifyChain, compareWithPlan, keyAlgorithmOf, publicKeyOf, INSPECT_ARGS } from './inspect.ts';
+import { inspectCertificates, verifyChains, compareWithPlan, certMatchesKey, keyAlgorithmOf, publicKeyOf } from './inspect.ts';
 import { readRecord, readPair, recordMatchesFiles, rowFacts, factsOf, RECORD_FILE, type IssueRecord } from './records.ts';
-import { decideLeaf, renewBefore } from './decide.ts';
+import { decideLeaf, renewBefore, type Decision } from './decide.ts';
 import { cfsslBackend } from './cfssl.ts';
 import { opensslBackend, genpkeyArgs } from './openssl.ts';
 import { certDir, type Backend, type SignRequest } from './backend.ts';
-import { exec, commandLine } from '../exec.ts';
+import { exec, commandLine, settleLimit, mapLimit } from '../exec.ts';
 
 export const PKI_DIR = 'pki';
 export const SA_ID = 'service-account';
@@ -37,12 +36,6 @@ interface CaState {
   action: 'created' | 'kept' | 'completed';
 }
 
-interface LeafOutcome {
-  id: string;
-  action: 'kept' | 'signed' | 'resigned';
-  reason?: string;
-  record: IssueRecord;
-}
 
 interface RunEnv {
   ctx: Context;
@@ -52,6 +45,8 @@ interface RunEnv {
   now: Date;
   /** `<dir>/backup/<timestamp>`: where replaced files go; made on first use. */
   backupDir: string;
+  /** SHA-256 fingerprint of each CA's certificate, once loaded. */
+  caFingerprints: Map<string, string>;
 }
 
 function backendFor(tool: 'cfssl' | 'openssl'): Backend {
@@ -106,45 +101,84 @@ function backup(env: RunEnv, id: string): string | undefined {
   return relative(env.ctx.dir, to);
 }
 
-/**
- * Signs one row with the configured backend, checks the result with openssl, then writes key,
- * certificate, transcript and record, in that order.
- */
-async function issue(env: RunEnv, row: CertRow, opts: { reuseKey: boolean; validityMs: number; caNotAfter?: Date; validity: string }): Promise<IssueRecord> {
-  const { ctx, plan } = env;
+/** A freshly signed certificate that has not been checked yet. */
+interface Candidate {
+  row: CertRow;
+  keyPem: string;
+  certPem: string;
+  transcript: string[];
+  /** `pki/<id>/.candidate.tmp`: the certificate, on disk only so `openssl verify` can read it. */
+  file: string;
+  validityMs: number;
+  caNotAfter?: Date;
+  validity: string;
+}
+
+/** Signs one row with the configured backend. Nothing is accepted yet: see checkAndAccept. */
+async function sign(env: RunEnv, row: CertRow, opts: { reuseKey: boolean; validityMs: number; caNotAfter?: Date; validity: string }): Promise<Candidate> {
   const dir = certDir(env.pkiDir, row.id);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const req: SignRequest = {
-    row, keyAlgorithm: plan.keyAlgorithm, validityMs: opts.validityMs, pkiDir: env.pkiDir, reuseKey: opts.reuseKey,
-    header: header(env, row, templatePath(templateFor(env.backend.name, row))), now: env.now, log: ctx.log,
+    row, keyAlgorithm: env.plan.keyAlgorithm, validityMs: opts.validityMs, pkiDir: env.pkiDir, reuseKey: opts.reuseKey,
+    header: header(env, row, templatePath(templateFor(env.backend.name, row))), now: env.now, log: env.ctx.log,
   };
   const issued = await env.backend.issue(req);
   const keyPem = issued.keyPem ?? readFileSync(join(dir, 'key.pem'), 'utf8');
-  const got = await inspectCertificate(issued.certPem, ctx.log, row.id);
-  const caNotAfter = opts.caNotAfter ?? got.notAfter;
-  const problems = compareWithPlan(got, { row, keyAlgorithm: plan.keyAlgorithm, keyPem, caNotAfter, validityMs: opts.validityMs });
-  const caFile = row.profile === 'ca' ? null : join(env.pkiDir, row.signer, 'cert.pem');
-  // A CA is its own root: check its self-signature against a scratch copy of itself.
-  const selfFile = join(dir, '.self-check.tmp');
-  if (!caFile) writeFileAtomic(selfFile, issued.certPem, PUBLIC_MODE);
-  const chainOk = await verifyChain(issued.certPem, caFile ?? selfFile, ctx.log, row.id).finally(() => rmSync(selfFile, { force: true }));
-  if (!chainOk) problems.push(`openssl verify does not accept it against ${row.signer}`);
-  if (problems.length) {
-    throw new Error(`${row.id}: the issued certificate does not match its plan row: ${problems.join('; ')}`);
+  const file = join(dir, '.candidate.tmp');
+  writeFileAtomic(file, issued.certPem, PUBLIC_MODE);
+  return { row, keyPem, certPem: issued.certPem, transcript: issued.transcript, file, validityMs: opts.validityMs, caNotAfter: opts.caNotAfter, validity: opts.validity };
+}
+
+/**
+ * Checks candidates with openssl (one `storeutl` read for all, one `verify` per CA) against
+ * their plan rows, then writes key, certificate, transcript and record of each one that passes,
+ * the record last. Returns the records of the accepted ones and a message per rejected one.
+ */
+async function checkAndAccept(env: RunEnv, cands: Candidate[]): Promise<{ accepted: Map<string, IssueRecord>; failed: string[] }> {
+  const { ctx, plan } = env;
+  const accepted = new Map<string, IssueRecord>();
+  const failed: string[] = [];
+  if (cands.length === 0) return { accepted, failed };
+  const got = await inspectCertificates(cands.map((c) => c.certPem), ctx.log);
+  const chained = new Set<string>();
+  const bySigner = new Map<string, Candidate[]>();
+  for (const c of cands) {
+    // A CA is its own root: its candidate file is the trust anchor it must verify against.
+    if (c.row.profile === 'ca') (await verifyChains([c.file], c.file, ctx.log)).forEach((f) => chained.add(f));
+    else bySigner.set(c.row.signer, [...(bySigner.get(c.row.signer) ?? []), c]);
   }
-  writeFileAtomic(join(dir, 'key.pem'), keyPem, SECRET_MODE);
-  writeFileAtomic(join(dir, 'cert.pem'), issued.certPem, PUBLIC_MODE);
-  const caRel = caFile ? relative(dir, caFile) : 'cert.pem';
-  writeTranscript(env, row, issued.transcript, [
-    `${commandLine('openssl', INSPECT_ARGS)} < cert.pem`,
-    `${commandLine('openssl', ['verify', '-CAfile', caRel])} < cert.pem`,
-  ]);
-  const record: IssueRecord = {
-    version: 1, id: row.id, tool: env.backend.name, keyAlgorithm: plan.keyAlgorithm, validity: opts.validity,
-    row: rowFacts(row), caFingerprint: row.profile === 'ca' ? got.fingerprint : '', certSha256: sha256(issued.certPem),
-    keySha256: sha256(keyPem), facts: factsOf(got, keyAlgorithmOf(keyPem)), issuedAt: env.now.toISOString(),
-  };
-  return record;
+  for (const [signer, group] of bySigner) {
+    (await verifyChains(group.map((c) => c.file), join(env.pkiDir, signer, 'cert.pem'), ctx.log)).forEach((f) => chained.add(f));
+  }
+  cands.forEach((c, i) => {
+    const g = got[i]!;
+    const { row } = c;
+    const problems = compareWithPlan(g, { row, keyAlgorithm: plan.keyAlgorithm, caNotAfter: c.caNotAfter ?? g.notAfter, validityMs: c.validityMs });
+    if (!certMatchesKey(c.certPem, c.keyPem)) problems.push('the certificate does not match its private key');
+    if (!chained.has(c.file)) problems.push(`openssl verify does not accept it against ${row.signer}`);
+    rmSync(c.file, { force: true });
+    if (problems.length) {
+      failed.push(`${row.id}: the issued certificate does not match its plan row: ${problems.join('; ')}`);
+      return;
+    }
+    const dir = certDir(env.pkiDir, row.id);
+    writeFileAtomic(join(dir, 'key.pem'), c.keyPem, SECRET_MODE);
+    writeFileAtomic(join(dir, 'cert.pem'), c.certPem, PUBLIC_MODE);
+    const caRel = row.profile === 'ca' ? 'cert.pem' : relative(dir, join(env.pkiDir, row.signer, 'cert.pem'));
+    writeTranscript(env, row, c.transcript, [
+      `${commandLine('openssl', ['storeutl', '-noout', '-text', '-certs', 'cert.pem'])}`,
+      `${commandLine('openssl', ['verify', '-CAfile', caRel, 'cert.pem'])}`,
+    ]);
+    const record: IssueRecord = {
+      version: 1, id: row.id, tool: env.backend.name, keyAlgorithm: plan.keyAlgorithm, validity: c.validity,
+      row: rowFacts(row), caFingerprint: '', certSha256: sha256(c.certPem), keySha256: sha256(c.keyPem),
+      facts: factsOf(g), issuedAt: env.now.toISOString(),
+    };
+    record.caFingerprint = row.profile === 'ca' ? g.fingerprint : env.caFingerprints.get(row.signer)!;
+    writeRecord(env, record);
+    accepted.set(row.id, record);
+  });
+  return { accepted, failed };
 }
 
 function writeRecord(env: RunEnv, rec: IssueRecord): void {
@@ -166,15 +200,15 @@ async function ensureCa(env: RunEnv, row: CertRow): Promise<CaState> {
     let rec = readRecord(dir);
     if (!rec || !recordMatchesFiles(rec, pair)) {
       // Files we have no record of (restored by hand, or an interrupted run): read them for real.
-      const got = await inspectCertificate(pair.cert, ctx.log, row.id);
-      if (publicKeyOf(pair.key) !== got.publicKeyPem.trim()) {
+      const [got] = await inspectCertificates([pair.cert], ctx.log);
+      if (!certMatchesKey(pair.cert, pair.key)) {
         throw new Error(`${row.id}: cert.pem and key.pem in ${relative(ctx.dir, dir)} do not belong together; refusing to use or replace this CA`);
       }
-      if (!got.isCa) throw new Error(`${row.id}: ${relative(ctx.dir, dir)}/cert.pem is not a CA certificate (CA:FALSE)`);
+      if (!got!.isCa) throw new Error(`${row.id}: ${relative(ctx.dir, dir)}/cert.pem is not a CA certificate (CA:FALSE)`);
       rec = {
         version: 1, id: row.id, tool: 'unknown', keyAlgorithm: keyAlgorithmOf(pair.key) as IssueRecord['keyAlgorithm'],
-        validity: formatHours(got.notAfter.getTime() - got.notBefore.getTime()), row: rowFacts(row), caFingerprint: got.fingerprint,
-        certSha256: sha256(pair.cert), keySha256: sha256(pair.key), facts: factsOf(got, keyAlgorithmOf(pair.key)), issuedAt: got.notBefore.toISOString(),
+        validity: formatHours(got!.notAfter.getTime() - got!.notBefore.getTime()), row: rowFacts(row), caFingerprint: got!.fingerprint,
+        certSha256: sha256(pair.cert), keySha256: sha256(pair.key), facts: factsOf(got!), issuedAt: got!.notBefore.toISOString(),
       };
       if (!ctx.dryRun) writeRecord(env, rec);
     }
@@ -193,41 +227,43 @@ async function ensureCa(env: RunEnv, row: CertRow): Promise<CaState> {
     const notAfter = new Date(env.now.getTime() + plan.caValidityMs).toISOString();
     return { row, facts: { cn: row.cn, o: [], sans: [], usages: [], signer: row.id, fingerprint: '(new)', notBefore: env.now.toISOString(), notAfter, serial: '', isCa: true, keyAlgorithm: plan.keyAlgorithm }, action: 'created' };
   }
-  const rec = await issue(env, row, { reuseKey, validityMs: plan.caValidityMs, validity: env.ctx.inventory.pki.caValidity });
-  writeRecord(env, rec);
+  const cand = await sign(env, row, { reuseKey, validityMs: plan.caValidityMs, validity: ctx.inventory.pki.caValidity });
+  const { accepted, failed } = await checkAndAccept(env, [cand]);
+  if (failed.length) throw new Error(failed.join('\n'));
+  const rec = accepted.get(row.id)!;
   ctx.log.info(row.id, `${reuseKey ? 'completed from the existing key' : 'created'} (${plan.keyAlgorithm}, valid until ${rec.facts.notAfter.slice(0, 10)})`);
   return { row, facts: rec.facts, action: reuseKey ? 'completed' : 'created' };
 }
 
-async function ensureLeaf(env: RunEnv, row: CertRow, ca: CaState): Promise<LeafOutcome | { id: string; action: 'would-sign'; reason: string }> {
+interface LeafPlan {
+  row: CertRow;
+  decision: Decision;
+  /** The record of the certificate on disk, when it matches the files. */
+  record?: IssueRecord;
+}
+
+/** Looks at what is on disk for a leaf and decides, without starting a process. */
+function planLeaf(env: RunEnv, row: CertRow): LeafPlan {
   const { ctx, plan } = env;
   const dir = certDir(env.pkiDir, row.id);
   const exists = existsSync(dir);
   const rec = exists ? readRecord(dir) : undefined;
-  const valid = rec && recordMatchesFiles(rec, readPair(dir)) ? rec : undefined;
-  const validity = ctx.inventory.pki.certValidity;
+  const record = rec && recordMatchesFiles(rec, readPair(dir)) ? rec : undefined;
   const decision = decideLeaf({
-    want: rowFacts(row), keyAlgorithm: plan.keyAlgorithm, validity, record: valid, exists,
-    caFingerprint: ca.facts.fingerprint, now: env.now, renewBeforeMs: renewBefore(plan.certValidityMs),
+    want: rowFacts(row), keyAlgorithm: plan.keyAlgorithm, validity: ctx.inventory.pki.certValidity, record, exists,
+    caFingerprint: env.caFingerprints.get(row.signer)!, now: env.now, renewBeforeMs: renewBefore(plan.certValidityMs),
   });
-  if (decision.action === 'keep') {
-    ctx.log.command(row.id, 'kept: unchanged and valid');
-    return { id: row.id, action: 'kept', record: valid! };
-  }
-  if (ctx.dryRun) {
-    ctx.log.info(row.id, decision.reason === 'new' ? 'would sign' : `${decision.reason}: would re-sign`);
-    return { id: row.id, action: 'would-sign', reason: decision.reason };
-  }
+  return { row, decision, record };
+}
+
+/** Moves the old files aside and signs a leaf; checking and accepting happen together afterwards. */
+async function signLeaf(env: RunEnv, row: CertRow, ca: CaState): Promise<Candidate & { saved?: string }> {
+  const { plan, ctx } = env;
   const saved = backup(env, row.id);
   const caNotAfter = new Date(ca.facts.notAfter);
   const validityMs = Math.min(plan.certValidityMs, caNotAfter.getTime() - env.now.getTime());
-  if (validityMs < plan.certValidityMs) ctx.log.warn(row.id, `valid only until its CA's notAfter (${ca.facts.notAfter}), less than ${validity}`);
-  const record = await issue(env, row, { reuseKey: false, validityMs, caNotAfter, validity });
-  record.caFingerprint = ca.facts.fingerprint;
-  writeRecord(env, record);
-  if (decision.reason === 'new') ctx.log.info(row.id, `signed by ${row.signer}`);
-  else ctx.log.info(row.id, `${decision.reason}: re-signed${saved ? `; old files in ${saved}` : ''}`);
-  return { id: row.id, action: decision.reason === 'new' ? 'signed' : 'resigned', reason: decision.reason === 'new' ? undefined : decision.reason, record };
+  if (validityMs < plan.certValidityMs) ctx.log.warn(row.id, `valid only until its CA's notAfter (${ca.facts.notAfter}), less than ${ctx.inventory.pki.certValidity}`);
+  return { ...(await sign(env, row, { reuseKey: false, validityMs, caNotAfter, validity: ctx.inventory.pki.certValidity })), saved };
 }
 
 /** The service-account token key pair: like a CA, made once and kept (a new key invalidates every token). */
@@ -329,6 +365,7 @@ export async function runPki(ctx: Context): Promise<StepResult> {
   const env: RunEnv = {
     ctx, plan, pkiDir: join(ctx.dir, PKI_DIR), backend: backendFor(ctx.inventory.pki.tool), now,
     backupDir: join(ctx.dir, 'backup', now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')),
+    caFingerprints: new Map(),
   };
   if (!ctx.dryRun) {
     mkdirSync(env.pkiDir, { recursive: true, mode: 0o755 });
@@ -336,42 +373,74 @@ export async function runPki(ctx: Context): Promise<StepResult> {
   }
   const parallel = Math.max(1, availableParallelism());
 
+  // 1. The CAs: kept, or created (they sign everything else, so they come first).
   const cas = await mapLimit(plan.cas, parallel, (row) => ensureCa(env, row));
   const caById = new Map(cas.map((c) => [c.row.id, c]));
+  for (const c of cas) env.caFingerprints.set(c.row.id, c.facts.fingerprint);
 
-  type Outcome = Awaited<ReturnType<typeof ensureLeaf>> | { id: string; action: 'sa'; result: string };
-  const jobs: (() => Promise<Outcome>)[] = [
-    ...plan.leaves.map((row) => () => ensureLeaf(env, row, caById.get(row.signer)!)),
-    async () => ({ id: SA_ID, action: 'sa' as const, result: await ensureServiceAccount(env) }),
-  ];
-  const settled = await settleLimit(jobs, parallel, (job) => job());
-  const failures = settled.flatMap((s) => (s.status === 'rejected' ? [(s.reason as Error).message] : []));
-  const outcomes = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  for (const f of failures) ctx.log.error('', f);
+  // 2. Decide for every leaf from its record alone: an unchanged re-run stops here.
+  const leafPlans = plan.leaves.map((row) => planLeaf(env, row));
+  const toSign = leafPlans.filter((l) => l.decision.action === 'sign');
+  const kept = leafPlans.filter((l) => l.decision.action === 'keep');
+  for (const l of kept) ctx.log.command(l.row.id, 'kept: unchanged and valid');
+  const reasonOf = (l: LeafPlan) => (l.decision.action === 'sign' ? l.decision.reason : '');
 
-  const leaves = outcomes.filter((o): o is LeafOutcome => o.action === 'kept' || o.action === 'signed' || o.action === 'resigned');
-  const count = (a: string) => outcomes.filter((o) => o.action === a).length;
-  const sa = outcomes.find((o) => o.action === 'sa') as { result: string } | undefined;
-  const summary = {
-    cas: Object.fromEntries(cas.map((c) => [c.row.id, c.action])),
-    kept: count('kept'), signed: count('signed'), resigned: leaves.filter((l) => l.action === 'resigned').map((l) => ({ id: l.id, reason: l.reason! })),
-    wouldSign: outcomes.filter((o) => o.action === 'would-sign').map((o) => ({ id: o.id, reason: (o as { reason: string }).reason })),
-    serviceAccount: sa?.result ?? 'failed',
-    failed: failures,
-  };
-
-  if (failures.length || ctx.dryRun) {
-    if (ctx.dryRun) ctx.log.info('03-pki', `dry run: ${summary.wouldSign.length} to sign, ${summary.kept} unchanged; nothing written`);
-    else ctx.log.error('03-pki', `${failures.length} failed; the manifest was not updated. Fix the cause and run again: what succeeded is kept.`);
-    return { ok: failures.length === 0, dryRun: ctx.dryRun, ...summary };
+  if (ctx.dryRun) {
+    for (const l of toSign) ctx.log.info(l.row.id, reasonOf(l) === 'new' ? 'would sign' : `${reasonOf(l)}: would re-sign`);
+    const sa = await ensureServiceAccount(env);
+    ctx.log.info('03-pki', `dry run: ${toSign.length} to sign, ${kept.length} unchanged; nothing written`);
+    return {
+      ok: true, dryRun: true, cas: Object.fromEntries(cas.map((c) => [c.row.id, c.action])), kept: kept.length,
+      wouldSign: toSign.map((l) => ({ id: l.row.id, reason: reasonOf(l) })), serviceAccount: sa,
+    };
   }
 
+  // 3. Sign what must be signed, in parallel; then check all of them with openssl and accept.
+  if (toSign.length) ctx.log.info('03-pki', `signing ${toSign.length} certificate(s) with ${env.backend.name}, ${parallel} at a time`);
+  const [signed, saResult] = await Promise.all([
+    settleLimit(toSign, parallel, (l) => signLeaf(env, l.row, caById.get(l.row.signer)!)),
+    ensureServiceAccount(env).then((r) => ({ ok: r }), (e: Error) => ({ error: e.message })),
+  ]);
+  const failures: string[] = [];
+  const candidates = signed.flatMap((s, i) => {
+    if (s.status === 'fulfilled') return [s.value];
+    failures.push(`${toSign[i]!.row.id}: ${(s.reason as Error).message}`);
+    return [];
+  });
+  if ('error' in saResult) failures.push(saResult.error);
+  const { accepted, failed } = await checkAndAccept(env, candidates);
+  failures.push(...failed);
+  const resigned: { id: string; reason: string }[] = [];
+  for (const c of candidates) {
+    const reason = reasonOf(toSign.find((l) => l.row.id === c.row.id)!);
+    if (!accepted.has(c.row.id)) continue;
+    if (reason === 'new') ctx.log.info(c.row.id, `signed by ${c.row.signer}`);
+    else {
+      resigned.push({ id: c.row.id, reason });
+      ctx.log.info(c.row.id, `${reason}: re-signed${c.saved ? `; old files in ${c.saved}` : ''}`);
+    }
+  }
+  for (const f of failures) ctx.log.error('', f);
+
+  const summary = {
+    cas: Object.fromEntries(cas.map((c) => [c.row.id, c.action])),
+    kept: kept.length, signed: accepted.size - resigned.length, resigned,
+    serviceAccount: 'ok' in saResult ? saResult.ok : 'failed',
+    failed: failures,
+  };
+  if (failures.length) {
+    ctx.log.error('03-pki', `${failures.length} failed; the manifest was not updated. Fix the cause and run again: what succeeded is kept.`);
+    return { ok: false, ...summary };
+  }
+
+  // 4. The manifest and the table, from the records (rewritten only when they change).
   const records = new Map<string, IssueRecord | CertificateFacts>();
   for (const c of cas) records.set(c.row.id, c.facts);
-  for (const l of leaves) records.set(l.id, l.record);
+  for (const l of kept) records.set(l.row.id, l.record!);
+  for (const [id, r] of accepted) records.set(id, r);
   updateManifest(ctx.dir, ctx.inventory.cluster.name, '03-pki', manifestEntries(env, records));
   writeTable(env, records);
-  ctx.log.info('03-pki', `done: ${plan.cas.length} CAs, ${plan.leaves.length} certificates (${summary.signed} signed, ${summary.resigned.length} re-signed, ${summary.kept} unchanged), service-account key pair ${summary.serviceAccount}`);
+  ctx.log.info('03-pki', `done: ${plan.cas.length} CAs, ${plan.leaves.length} certificates (${summary.signed} signed, ${resigned.length} re-signed, ${kept.length} unchanged), service-account key pair ${summary.serviceAccount}`);
   ctx.log.info('03-pki', `read ${displayPath(join(ctx.dir, 'certificates.md'))} for who presents which certificate to whom; ${displayPath(join(ctx.dir, 'manifest.json'))} lists every file`);
   return { ok: true, manifest: join(ctx.dir, 'manifest.json'), ...summary };
 }
