@@ -16,6 +16,8 @@ export interface FlagSpec {
   name: string;
   type: 'boolean' | 'string';
   description: string;
+  /** What a string flag takes, for --help: "PATH" unless said otherwise (e.g. "N"). */
+  valueName?: string;
   /** Shown in --help; the step applies it. */
   default?: string;
 }
@@ -63,9 +65,10 @@ const COMMON: FlagSpec[] = [
 
 export function helpText(step: Step): string {
   const flags = [...COMMON, ...(step.flags ?? [])];
-  const width = Math.max(...flags.map((f) => f.name.length + (f.type === 'string' ? 7 : 0)));
+  const arg = (f: FlagSpec) => (f.type === 'string' ? ` ${f.valueName ?? 'PATH'}` : '');
+  const width = Math.max(...flags.map((f) => f.name.length + arg(f).length + 2));
   const rows = flags.map((f) => {
-    const left = `--${f.name}${f.type === 'string' ? ' PATH' : ''}`.padEnd(width + 4);
+    const left = `--${f.name}${arg(f)}`.padEnd(width + 2);
     return `  ${left}${f.description}${f.default ? ` (default ${f.default})` : ''}`;
   });
   return `${step.id}: ${step.title}\n\n${step.description}\n\nFlags:\n${rows.join('\n')}\n\nExit codes: 0 done, 1 failure, 2 bad input.\n`;

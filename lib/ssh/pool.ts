@@ -46,7 +46,7 @@ const MAX_PARALLEL = 256;
 
 /** The flags every SSH step adds to its `flags`. */
 export const SSH_FLAGS: readonly FlagSpec[] = [
-  { name: 'parallel', type: 'string', description: 'work on at most N hosts at once', default: String(DEFAULT_PARALLEL) },
+  { name: 'parallel', type: 'string', valueName: 'N', description: 'work on at most N hosts at once', default: String(DEFAULT_PARALLEL) },
   {
     name: 'accept-new-host-keys',
     type: 'boolean',
