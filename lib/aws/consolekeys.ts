@@ -16,7 +16,7 @@
  * consoles do: syslog or kernel-time prefixes, CRLF line ends, lines wrapped at the console width
  * (even in the middle of the base64), and several boots in one buffer (the last one wins).
  */
-import { readSshStrings, sha256Fingerprint, md5Fingerprint } from './sshkey.ts';
+import { readSshStrings, sha256Fingerprint, md5Fingerprint } from '../infra/sshkey.ts';
 
 /** One host key, whole, ready for known_hosts. */
 export interface HostKey {

@@ -21,7 +21,7 @@ import { desiredState } from './desired.ts';
 import { ROWS, applySteps, emptyFound, instanceFor, refreshInstances, type Session } from './resources.ts';
 import { preflight } from './check.ts';
 import { readHostKeys } from './hostkeys.ts';
-import { loadOrCreateKey } from './sshkey.ts';
+import { loadOrCreateKey } from '../infra/sshkey.ts';
 import { AWS_RECORD_FILE, hostKeysToStrings, readAwsRecord, removeRecords, writeHostRecords, writeKnownHosts, type AwsRecord } from './records.ts';
 import { DEFAULT_TIMINGS, type Timings } from './wait.ts';
 

@@ -15,7 +15,7 @@ import { DISCOVERED_HOSTS_FILE, type DiscoveredHosts } from '../inventory.ts';
 import { KNOWN_HOSTS_FILE, SSH_TARGETS_FILE, type SshTargets } from '../infra/provider.ts';
 import type { Logger } from '../log.ts';
 import { knownHostsLines, type HostKey } from './consolekeys.ts';
-import { sha256Fingerprint } from './sshkey.ts';
+import { sha256Fingerprint } from '../infra/sshkey.ts';
 
 /** The aws provider's own record, relative to the workspace. */
 export const AWS_RECORD_FILE = 'infra/aws.json';

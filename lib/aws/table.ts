@@ -9,7 +9,7 @@ import type { Logger } from '../log.ts';
 import type { Ec2 } from './ec2.ts';
 import { isAwsCode, formatMs } from './ec2.ts';
 import { tagsFor, type Desired, type ResourceRole } from './desired.ts';
-import type { LocalKey } from './sshkey.ts';
+import type { LocalKey } from '../infra/sshkey.ts';
 import { retryWhile, type Timings } from './wait.ts';
 
 /** What the provider knows while it works: the client, the goal, and what EC2 reported. */

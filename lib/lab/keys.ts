@@ -1,46 +1,21 @@
 /**
- * The workspace's SSH files the lab writes: the login key (`<dir>/ssh/id_ed25519`) and the
- * known_hosts lines for the lab's hosts. Key generation is not lab-specific: the aws provider can
- * import `ensureLoginKey` as it is.
+ * The workspace's SSH files the lab writes: the login key (`<dir>/ssh/id_ed25519`, made by
+ * lib/infra/sshkey.ts as for the aws provider) and the known_hosts lines for the lab's hosts.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, chmodSync } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { exec } from '../exec.ts';
+import { mkdirSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../log.ts';
-import { writeFileAtomic, SECRET_MODE, PUBLIC_MODE } from '../fsutil.ts';
-import { SSH_KEY_FILE } from '../infra/provider.ts';
+import { loadOrCreateKey } from '../infra/sshkey.ts';
 import { parseKnownHosts, hostsFieldMatches, formatKnownHostsLine, fingerprint, blobType } from '../ssh/known-hosts.ts';
 
-/**
- * Loads the workspace's login key or, if absent, makes one with ssh-keygen (ed25519, OpenSSH
- * format, no passphrase) and moves it into place only when complete: the private key appears
- * last, already 0600. The private key is never printed. Returns the `.pub` line.
- */
+/** Loads the workspace's login key or makes one (see lib/infra/sshkey.ts); returns the `.pub` line. */
 export async function ensureLoginKey(dir: string, comment: string, log: Logger): Promise<{ publicKey: string; created: boolean }> {
-  const key = join(dir, SSH_KEY_FILE);
-  const pub = `${key}.pub`;
-  const sshDir = dirname(key);
+  const sshDir = join(dir, 'ssh');
   mkdirSync(sshDir, { recursive: true, mode: 0o700 });
-  chmodSync(sshDir, 0o700);
-  if (existsSync(key)) {
-    chmodSync(key, SECRET_MODE);
-    if (!existsSync(pub)) {
-      const r = await exec('ssh-keygen', ['-y', '-f', key], { subject: 'ssh' }, log);
-      writeFileAtomic(pub, r.stdout.trim() + '\n', PUBLIC_MODE);
-    }
-    return { publicKey: readFileSync(pub, 'utf8').trim(), created: false };
-  }
-  const tmp = mkdtempSync(join(sshDir, '.keygen-'));
-  try {
-    await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', join(tmp, 'id')], { subject: 'ssh' }, log);
-    chmodSync(join(tmp, 'id'), SECRET_MODE);
-    renameSync(join(tmp, 'id.pub'), pub);
-    renameSync(join(tmp, 'id'), key);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  log.info('ssh', `made the login key ${key} (ed25519, 0600; the hosts accept only this key)`);
-  return { publicKey: readFileSync(pub, 'utf8').trim(), created: true };
+  chmodSync(sshDir, 0o700); // it may have existed with looser permissions
+  const { key, created } = loadOrCreateKey(dir, comment, true)!;
+  if (created) log.info('ssh', `made the login key ${key.privateKeyPath} (ed25519, 0600; the hosts accept only this key)`);
+  return { publicKey: key.publicKeyLine, created };
 }
 
 export interface HostKeyRecord {

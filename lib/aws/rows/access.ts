@@ -17,7 +17,7 @@ import type { Step, Row } from '../table.ts';
 import { PLACEHOLDER, first, tagSpec, warnDuplicates, consistent, removeWithRetry } from '../table.ts';
 import { isAwsCode } from '../ec2.ts';
 import { clusterFilters, describeRule, ruleKey, type IngressRule } from '../desired.ts';
-import { generateEd25519, publicKeyLine, sameFingerprint } from '../sshkey.ts';
+import { generateEd25519, publicKeyLine, sameFingerprint } from '../../infra/sshkey.ts';
 
 // ---------------------------------------------------------------------------------------------
 // key pair

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateEd25519, loadOrCreateKey, publicKeyOfPrivate, parsePublicKeyLine, publicKeyLine, sameFingerprint } from '../lib/aws/sshkey.ts';
+import { generateEd25519, loadOrCreateKey, publicKeyOfPrivate, parsePublicKeyLine, publicKeyLine, sameFingerprint } from '../lib/infra/sshkey.ts';
 
 const require = createRequire(import.meta.url);
 

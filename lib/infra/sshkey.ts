@@ -1,7 +1,8 @@
 /**
  * The SSH key every step logs in with: an ed25519 key made on this machine. The private key is
  * written once, in OpenSSH format (what `ssh -i` and node-ssh read), 0600, atomically, and never
- * printed; only the public half is sent to AWS (ImportKeyPair).
+ * printed. The lab puts the public half in its hosts' authorized keys; the aws provider imports it
+ * as an EC2 key pair (ImportKeyPair).
  *
  * Also the SSH wire-format helpers the host-key parser shares: key blobs, SHA256/MD5 fingerprints.
  */
@@ -9,7 +10,7 @@ import { generateKeyPairSync, createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { writeFileAtomic, SECRET_MODE, PUBLIC_MODE } from '../fsutil.ts';
-import { SSH_KEY_FILE } from '../infra/provider.ts';
+import { SSH_KEY_FILE } from './provider.ts';
 
 /** A public key as OpenSSH writes it: `ssh-ed25519 AAAA... comment`. */
 export interface PublicKey {
