@@ -33,7 +33,8 @@ export interface Host {
 }
 
 export interface AwsConfig {
-  readonly region: string;
+  /** Unset: the AWS SDK's own chain decides (AWS_REGION, the profile's region). */
+  readonly region?: string;
   readonly vpcCidr: string;
   readonly instanceType: string;
   readonly sshUser: string;
@@ -92,7 +93,7 @@ export const DISCOVERED_HOSTS_FILE = join('infra', 'hosts.json');
 
 const DEFAULTS = {
   cluster: { domain: 'cluster.local', serviceCidr: '10.32.0.0/24', podCidr: '10.200.0.0/16' },
-  aws: { region: 'us-west-2', vpcCidr: '10.240.0.0/24', instanceType: 't3.small', sshUser: 'ubuntu' },
+  aws: { vpcCidr: '10.240.0.0/24', instanceType: 't3.small', sshUser: 'ubuntu' },
   lab: { cidr: '10.240.0.0/24' },
   pki: { tool: 'cfssl', keyAlgorithm: 'rsa-2048', caValidity: '87600h', certValidity: '8760h' },
   encryption: { provider: 'secretbox' },
@@ -267,13 +268,14 @@ export function parseInventory(json: unknown, file = 'inventory', discovered?: D
 
   const a = top.object('aws', ['region', 'vpcCidr', 'instanceType', 'sshUser', 'operatorCidr', 'ami']);
   const aws: AwsConfig = {
-    region: a.string('region', DEFAULTS.aws.region),
+    region: a.optionalString('region'),
     vpcCidr: a.cidr('vpcCidr', DEFAULTS.aws.vpcCidr).text,
     instanceType: a.string('instanceType', DEFAULTS.aws.instanceType),
     sshUser: a.string('sshUser', DEFAULTS.aws.sshUser),
     operatorCidr: a.has('operatorCidr') ? a.cidr('operatorCidr').text : (a.raw('operatorCidr'), undefined),
     ami: a.optionalString('ami'),
   };
+  if (aws.region !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(aws.region)) a.fail('region', `"${aws.region}" is not an AWS region name like us-west-2`);
   if (aws.ami !== undefined && !/^ami-[0-9a-f]{8,17}$/.test(aws.ami)) a.fail('ami', `"${aws.ami}" is not an AMI id (expected ami- and hex digits)`);
   if (provider === 'aws' && aws.operatorCidr === undefined) {
     a.fail('operatorCidr', 'is required for the aws provider: the CIDR allowed to reach SSH, 6443 and ICMP (write "0.0.0.0/0" explicitly to allow everyone)');

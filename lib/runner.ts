@@ -49,8 +49,11 @@ export interface Step {
   /** A paragraph for --help. */
   readonly description: string;
   readonly flags?: readonly FlagSpec[];
-  /** Whether the step writes into the workspace (and so takes its lock). Default true. */
-  readonly writesWorkspace?: boolean;
+  /**
+   * Whether this run writes into the workspace (and so takes its lock); may depend on the step's
+   * flags (01-infra --check writes nothing). Default true. --dry-run never takes the lock.
+   */
+  readonly writesWorkspace?: boolean | ((flags: Readonly<Record<string, string | boolean | undefined>>) => boolean);
   run(ctx: Context): Promise<StepResult>;
 }
 
@@ -173,7 +176,8 @@ export async function runStep(step: Step, argv: readonly string[]): Promise<numb
       return EXIT.ok;
     }
     const ctx = createContext(step, flags);
-    const unlock = step.writesWorkspace === false || ctx.dryRun ? () => {} : lockWorkspace(ctx.dir);
+    const writes = typeof step.writesWorkspace === 'function' ? step.writesWorkspace(ctx.flags) : step.writesWorkspace !== false;
+    const unlock = !writes || ctx.dryRun ? () => {} : lockWorkspace(ctx.dir);
     let result: StepResult;
     try {
       result = await step.run(ctx);

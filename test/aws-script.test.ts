@@ -103,6 +103,30 @@ test('$HARDWAY_EC2_ENDPOINT may only point at this machine', async () => {
   }
 });
 
+test('without aws.region in the inventory, the region comes from the SDK chain; with none anywhere, one sentence', async () => {
+  const fake = await FakeEc2.start({ pendingPolls: 0, terminatePolls: 0, consolePolls: 0 });
+  const ws = workspace((inv) => delete inv.aws.region);
+  try {
+    const creds = { HARDWAY_EC2_ENDPOINT: fake.url, AWS_ACCESS_KEY_ID: 'A', AWS_SECRET_ACCESS_KEY: 'B' };
+    const fromEnv = await run(['--inventory', ws.inventory, '--dir', ws.dir, '--dry-run', '--verbose'], isolatedEnv(ws.root, { ...creds, AWS_REGION: 'eu-central-1' }));
+    assert.is(fromEnv.code, 0, fromEnv.stderr);
+    assert.match(fromEnv.stderr, /aws ec2 describe-vpcs --region eu-central-1 /);
+    const profileFile = join(ws.root, 'aws-config');
+    writeFileSync(profileFile, '[profile lab]\nregion = ap-south-1\naws_access_key_id = A\naws_secret_access_key = B\n');
+    const fromProfile = await run(['--inventory', ws.inventory, '--dir', ws.dir, '--dry-run', '--verbose'], isolatedEnv(ws.root, { ...creds, AWS_PROFILE: 'lab', AWS_CONFIG_FILE: profileFile }));
+    assert.is(fromProfile.code, 0, fromProfile.stderr);
+    assert.match(fromProfile.stderr, /aws ec2 describe-vpcs --region ap-south-1 /);
+    const calls = fake.calls.length;
+    const none = await run(['--inventory', ws.inventory, '--dir', ws.dir], isolatedEnv(ws.root, creds));
+    assert.is(none.code, 2, none.stderr);
+    assert.match(none.stderr, /^01-infra: bad input: .*inventory\.json: aws\.region: no AWS region: set aws\.region in the inventory, or AWS_REGION, or region in your AWS profile\n$/);
+    assert.is(fake.calls.length, calls, 'no call without a region');
+  } finally {
+    await fake.close();
+    ws.cleanup();
+  }
+});
+
 test('an aws inventory without operatorCidr is bad input (exit 2) before any call', async () => {
   const fake = await FakeEc2.start();
   const ws = workspace((inv) => delete inv.aws.operatorCidr);

@@ -71,14 +71,17 @@ export interface Desired {
 /** Root volume per instance: room for containerd images and etcd; AMIs default to 8 GiB. */
 export const ROOT_VOLUME_GIB = 20;
 
-/** The desired state for `inv`; throws InputError when the inventory cannot work on AWS. */
-export function desiredState(inv: Inventory): Desired {
+/**
+ * The desired state for `inv` in `region` (the inventory's aws.region, else the SDK chain's);
+ * throws InputError when the inventory cannot work on AWS.
+ */
+export function desiredState(inv: Inventory, region = inv.aws.region ?? ''): Desired {
   const aws = inv.aws;
   if (!aws.operatorCidr) {
     throw new InputError(`${inv.source}: aws.operatorCidr`, 'is required for the aws provider: the CIDR allowed to reach SSH, 6443 and ICMP (write "0.0.0.0/0" explicitly to allow everyone)');
   }
-  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(aws.region)) {
-    throw new InputError(`${inv.source}: aws.region`, `"${aws.region}" is not an AWS region name like us-west-2`);
+  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) {
+    throw new InputError(`${inv.source}: aws.region`, `"${region}" is not an AWS region name like us-west-2`);
   }
   const vpc = parseCidr(aws.vpcCidr) as Cidr;
   if (vpc.prefix < 16 || vpc.prefix > 28) {
@@ -97,7 +100,7 @@ export function desiredState(inv: Inventory): Desired {
   ];
   return {
     cluster: inv.cluster.name,
-    region: aws.region,
+    region,
     vpcCidr: vpc.text,
     subnetCidr: vpc.text,
     keyName: `${inv.cluster.name}-ssh`,

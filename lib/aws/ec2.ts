@@ -106,9 +106,7 @@ export class Ec2 {
   private readonly onceClient: EC2Client;
 
   constructor(opts: Ec2Options) {
-    // hardway supports Node 20 by design; the SDK's notice about its own future releases is not
-    // something a user of this tool can act on. An explicit setting is respected.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    quietSdkNodeNotice();
     const retry = { ...DEFAULT_RETRY, ...opts.retry };
     const endpoint = opts.endpoint ?? endpointFromEnv();
     this.region = opts.region;
@@ -235,4 +233,30 @@ export function formatMs(ms: number): string {
   if (ms < 1000) return `${ms}ms`;
   if (ms < 120_000) return `${Math.round(ms / 100) / 10}s`;
   return `${Math.round(ms / 60_000)}m`;
+}
+
+/**
+ * The region the AWS SDK's own chain picks when the inventory names none: AWS_REGION, then the
+ * profile's `region` in ~/.aws/config. Throws one sentence when neither is set.
+ */
+export async function regionFromSdkChain(source: string): Promise<string> {
+  quietSdkNodeNotice();
+  const probe = new EC2Client({});
+  try {
+    const region = await probe.config.region();
+    if (region) return region;
+  } catch {
+    /* no region anywhere: said below */
+  } finally {
+    probe.destroy();
+  }
+  throw new InputError(`${source}: aws.region`, 'no AWS region: set aws.region in the inventory, or AWS_REGION, or region in your AWS profile');
+}
+
+/**
+ * hardway supports Node 20 by design; the SDK's notice about its own future releases is not
+ * something a user of this tool can act on. An explicit setting is respected.
+ */
+function quietSdkNodeNotice(): void {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 }

@@ -16,7 +16,7 @@ import type { Context, StepResult } from '../runner.ts';
 import type { InfraProvider } from '../infra/provider.ts';
 import { SSH_KEY_FILE } from '../infra/provider.ts';
 import { DISCOVERED_HOSTS_FILE, type DiscoveredHosts } from '../inventory.ts';
-import { Ec2, ENDPOINT_ENV, type RetryOptions } from './ec2.ts';
+import { Ec2, ENDPOINT_ENV, regionFromSdkChain, type RetryOptions } from './ec2.ts';
 import { desiredState } from './desired.ts';
 import { ROWS, applySteps, emptyFound, instanceFor, refreshInstances, type Session } from './resources.ts';
 import { preflight } from './check.ts';
@@ -52,11 +52,14 @@ async function withSession(
   options: AwsProviderOptions,
   fn: (ctx: Context, s: Session) => Promise<StepResult>,
 ): Promise<StepResult> {
-  const desired = desiredState(ctx.inventory);
   const log = ctx.log;
-  for (const v of ['AWS_REGION', 'AWS_DEFAULT_REGION']) {
-    const r = process.env[v];
-    if (r && r !== desired.region) log.warn('aws', `${v}=${r} is ignored: the inventory's aws.region is ${desired.region}`);
+  const region = ctx.inventory.aws.region ?? (await regionFromSdkChain(ctx.inventory.source));
+  const desired = desiredState(ctx.inventory, region);
+  if (ctx.inventory.aws.region) {
+    for (const v of ['AWS_REGION', 'AWS_DEFAULT_REGION']) {
+      const r = process.env[v];
+      if (r && r !== desired.region) log.warn('aws', `${v}=${r} is ignored: the inventory's aws.region is ${desired.region}`);
+    }
   }
   const ec2 = new Ec2({ region: desired.region, log, endpoint: options.endpoint, retry: options.retry, clientConfig: options.clientConfig });
   try {

@@ -19,6 +19,7 @@ export const infraStep: Step = {
     { name: 'destroy', type: 'boolean', description: 'remove everything this cluster created, in dependency order' },
     { name: 'check', type: 'boolean', description: 'pre-flight: prove the credentials/permissions suffice; create nothing' },
   ],
+  writesWorkspace: (flags) => flags.check !== true,
   async run(ctx) {
     const provider = await providerFor(ctx.inventory.provider);
     if (ctx.flags.destroy && ctx.flags.check) throw new (await import('../errors.ts')).InputError('command line', '--destroy and --check cannot be combined');
