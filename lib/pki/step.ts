@@ -362,9 +362,14 @@ function writeTable(env: RunEnv, records: Map<string, IssueRecord | CertificateF
 export async function runPki(ctx: Context): Promise<StepResult> {
   const plan = planPki(ctx.inventory);
   const now = new Date();
+  // One backup directory per run. A run in the same second as the previous one gets "<ts>-2", ...:
+  // sharing the directory would replace the earlier run's backups (backup() clears its target).
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  let backupDir = join(ctx.dir, 'backup', stamp);
+  for (let n = 2; existsSync(backupDir); n++) backupDir = join(ctx.dir, 'backup', `${stamp}-${n}`);
   const env: RunEnv = {
     ctx, plan, pkiDir: join(ctx.dir, PKI_DIR), backend: backendFor(ctx.inventory.pki.tool), now,
-    backupDir: join(ctx.dir, 'backup', now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')),
+    backupDir,
     caFingerprints: new Map(),
   };
   if (!ctx.dryRun) {
