@@ -6,15 +6,17 @@ import { randomBytes, createHash } from 'node:crypto';
 /**
  * Writes `data` to a temp file in the same directory with `mode` from the start, fsyncs it, then
  * renames it over `path`. Readers see the old file or the new one, never a torn one; a private
- * key is never readable by others, not even for a moment.
+ * key is never readable by others, not even for a moment. `durable: false` skips the fsync, for
+ * files that are regenerated anyway when lost (rendered templates, transcripts): the rename still
+ * makes them all-or-nothing for a killed process.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, durable = true): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
     unlinkSync(tmp);

@@ -11,6 +11,8 @@ export interface Logger {
   error(subject: string, message: string): void;
   /** The real command being run; shown only with --verbose. */
   command(subject: string, commandLine: string): void;
+  /** A detail not worth a line by default (e.g. "kept: unchanged"); shown only with --verbose. */
+  detail(subject: string, message: string): void;
   readonly verbose: boolean;
 }
 
@@ -27,6 +29,9 @@ export function createLogger(opts: { verbose: boolean; write?: (line: string) =>
     error: (s, m) => line('error: ', s, m),
     command: (s, c) => {
       if (opts.verbose) line('$ ', s, c);
+    },
+    detail: (s, m) => {
+      if (opts.verbose) line('', s, m);
     },
   };
 }

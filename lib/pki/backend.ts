@@ -59,9 +59,9 @@ export class Recorder {
     this.transcript.push(line);
   }
 
-  /** Writes a generated file into the certificate's directory. */
-  write(name: string, text: string, mode = 0o644): void {
-    writeFileAtomic(join(this.cwd, name), text, mode);
+  /** Writes a generated file (template, CSR) into the certificate's directory; it is regenerated if lost. */
+  write(name: string, text: string): void {
+    writeFileAtomic(join(this.cwd, name), text, 0o644, false);
   }
 }
 

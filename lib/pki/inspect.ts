@@ -6,9 +6,8 @@
  * Checking is batched: one `openssl storeutl -text` reads every new certificate of a run and one
  * `openssl verify` per CA checks their signatures, instead of two processes per certificate.
  */
-import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createPrivateKey, createPublicKey, X509Certificate, randomBytes } from 'node:crypto';
+import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec } from '../exec.ts';
 import type { Logger } from '../log.ts';
@@ -92,18 +91,20 @@ export function parseCertificateText(block: string, der: Buffer): Inspected {
   };
 }
 
-/** Reads every certificate in `pems` with one openssl process; results keep the input order. */
-export async function inspectCertificates(pems: readonly string[], log?: Logger): Promise<Inspected[]> {
+/**
+ * Reads every certificate in `pems` with one openssl process; results keep the input order.
+ * storeutl cannot read a pipe, so the bundle goes through a scratch file in `scratchDir`
+ * (certificates only: nothing secret), named `.check-*.tmp` so a killed run's sweep removes it.
+ */
+export async function inspectCertificates(pems: readonly string[], scratchDir: string, log?: Logger): Promise<Inspected[]> {
   if (pems.length === 0) return [];
-  // storeutl cannot read a pipe, so the bundle goes through a scratch file (certificates only: nothing secret).
-  const scratch = mkdtempSync(join(tmpdir(), 'hardway-check-'));
-  const bundle = join(scratch, 'bundle.pem');
+  const bundle = join(scratchDir, `.check-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   let res;
   try {
     writeFileSync(bundle, pems.join(''));
     res = await exec('openssl', [...STOREUTL_ARGS, bundle], { subject: `${pems.length} certificate(s)` }, log);
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    rmSync(bundle, { force: true });
   }
   const blocks = res.stdout.split(/^\d+: Certificate\s*$/m).slice(1);
   if (blocks.length !== pems.length) {

@@ -65,12 +65,14 @@ function templateFor(tool: 'cfssl' | 'openssl', row: CertRow): string {
 /** Removes what a killed run may have left: temp files of atomic writes and openssl's scratch database. */
 function sweepLeftovers(pkiDir: string): void {
   if (!existsSync(pkiDir)) return;
+  const leftover = (f: string) => f === '.ca-db' || (f.startsWith('.') && f.endsWith('.tmp'));
   for (const d of readdirSync(pkiDir, { withFileTypes: true })) {
-    if (!d.isDirectory()) continue;
-    const dir = join(pkiDir, d.name);
-    for (const f of readdirSync(dir)) {
-      if (f === '.ca-db' || (f.startsWith('.') && f.endsWith('.tmp'))) rmSync(join(dir, f), { recursive: true, force: true });
+    const path = join(pkiDir, d.name);
+    if (!d.isDirectory()) {
+      if (leftover(d.name)) rmSync(path, { force: true });
+      continue;
     }
+    for (const f of readdirSync(path)) if (leftover(f)) rmSync(join(path, f), { recursive: true, force: true });
   }
 }
 
@@ -87,7 +89,7 @@ function writeTranscript(env: RunEnv, row: CertRow, lines: string[], checks: str
     ...checks,
     '',
   ].join('\n');
-  writeFileAtomic(join(dir, 'commands.sh'), text, 0o755);
+  writeFileAtomic(join(dir, 'commands.sh'), text, 0o755, false);
 }
 
 /** Moves a certificate's whole directory into the backup area (one rename: all or nothing). */
@@ -139,7 +141,7 @@ async function checkAndAccept(env: RunEnv, cands: Candidate[]): Promise<{ accept
   const accepted = new Map<string, IssueRecord>();
   const failed: string[] = [];
   if (cands.length === 0) return { accepted, failed };
-  const got = await inspectCertificates(cands.map((c) => c.certPem), ctx.log);
+  const got = await inspectCertificates(cands.map((c) => c.certPem), env.pkiDir, ctx.log);
   const chained = new Set<string>();
   const bySigner = new Map<string, Candidate[]>();
   for (const c of cands) {
@@ -200,7 +202,7 @@ async function ensureCa(env: RunEnv, row: CertRow): Promise<CaState> {
     let rec = readRecord(dir);
     if (!rec || !recordMatchesFiles(rec, pair)) {
       // Files we have no record of (restored by hand, or an interrupted run): read them for real.
-      const [got] = await inspectCertificates([pair.cert], ctx.log);
+      const [got] = await inspectCertificates([pair.cert], dir, ctx.log);
       if (!certMatchesKey(pair.cert, pair.key)) {
         throw new Error(`${row.id}: cert.pem and key.pem in ${relative(ctx.dir, dir)} do not belong together; refusing to use or replace this CA`);
       }
@@ -275,7 +277,9 @@ async function ensureServiceAccount(env: RunEnv): Promise<'kept' | 'created' | '
   const key = existsSync(keyPath) ? readFileSync(keyPath, 'utf8') : undefined;
   const pub = existsSync(pubPath) ? readFileSync(pubPath, 'utf8') : undefined;
   if (key !== undefined && pub !== undefined && publicKeyOf(key) === pub.trim()) {
-    ctx.log.command(SA_ID, 'kept');
+    if (keyAlgorithmOf(key) !== plan.keyAlgorithm) {
+      ctx.log.warn(SA_ID, `kept although sa.key is ${keyAlgorithmOf(key)} and the inventory now asks for ${plan.keyAlgorithm}: a new key would invalidate every ServiceAccount token. To replace it, move ${relative(ctx.dir, dir)} away and run again.`);
+    } else ctx.log.detail(SA_ID, 'kept');
     return 'kept';
   }
   if (ctx.dryRun) {
@@ -387,7 +391,7 @@ export async function runPki(ctx: Context): Promise<StepResult> {
   const leafPlans = plan.leaves.map((row) => planLeaf(env, row));
   const toSign = leafPlans.filter((l) => l.decision.action === 'sign');
   const kept = leafPlans.filter((l) => l.decision.action === 'keep');
-  for (const l of kept) ctx.log.command(l.row.id, 'kept: unchanged and valid');
+  for (const l of kept) ctx.log.detail(l.row.id, 'kept: unchanged and valid');
   const reasonOf = (l: LeafPlan) => (l.decision.action === 'sign' ? l.decision.reason : '');
 
   if (ctx.dryRun) {
@@ -400,33 +404,54 @@ export async function runPki(ctx: Context): Promise<StepResult> {
     };
   }
 
-  // 3. Sign what must be signed, in parallel; then check all of them with openssl and accept.
+  // 3. Sign what must be signed, in parallel. Signed certificates are checked with openssl and
+  // accepted in chunks while signing goes on: the checks overlap the signing, and a run killed
+  // half way keeps what was accepted.
   if (toSign.length) ctx.log.info('03-pki', `signing ${toSign.length} certificate(s) with ${env.backend.name}, ${parallel} at a time`);
+  const reasons = new Map(toSign.map((l) => [l.row.id, reasonOf(l)]));
+  const accepted = new Map<string, IssueRecord>();
+  const failures: string[] = [];
+  let pending: (Candidate & { saved?: string })[] = [];
+  let checking = Promise.resolve();
+  const flush = () => {
+    const batch = pending;
+    pending = [];
+    if (batch.length === 0) return;
+    checking = checking.then(async () => {
+      try {
+        const done = await checkAndAccept(env, batch);
+        failures.push(...done.failed);
+        for (const c of batch) {
+          const record = done.accepted.get(c.row.id);
+          if (!record) continue;
+          accepted.set(c.row.id, record);
+          const reason = reasons.get(c.row.id)!;
+          if (reason === 'new') ctx.log.info(c.row.id, `signed by ${c.row.signer}`);
+          else ctx.log.info(c.row.id, `${reason}: re-signed${c.saved ? `; old files in ${c.saved}` : ''}`);
+        }
+      } catch (e) {
+        failures.push(`checking ${batch.map((c) => c.row.id).join(', ')}: ${(e as Error).message}`);
+      }
+    });
+  };
+  const chunk = Math.max(8, parallel * 4);
   const [signed, saResult] = await Promise.all([
-    settleLimit(toSign, parallel, (l) => signLeaf(env, l.row, caById.get(l.row.signer)!)),
+    settleLimit(toSign, parallel, async (l) => {
+      const cand = await signLeaf(env, l.row, caById.get(l.row.signer)!);
+      pending.push(cand); // not `pending.push(await ...)`, which would push onto the array as it was before the await
+      if (pending.length >= chunk) flush();
+    }),
     ensureServiceAccount(env).then((r) => ({ ok: r }), (e: Error) => ({ error: e.message })),
   ]);
-  const failures: string[] = [];
-  const candidates = signed.flatMap((s, i) => {
-    if (s.status === 'fulfilled') return [s.value];
-    failures.push(`${toSign[i]!.row.id}: ${(s.reason as Error).message}`);
-    return [];
+  flush();
+  await checking;
+  signed.forEach((s, i) => {
+    if (s.status === 'rejected') failures.push(`${toSign[i]!.row.id}: ${(s.reason as Error).message}`);
   });
   if ('error' in saResult) failures.push(saResult.error);
-  const { accepted, failed } = await checkAndAccept(env, candidates);
-  failures.push(...failed);
-  const resigned: { id: string; reason: string }[] = [];
-  for (const c of candidates) {
-    const reason = reasonOf(toSign.find((l) => l.row.id === c.row.id)!);
-    if (!accepted.has(c.row.id)) continue;
-    if (reason === 'new') ctx.log.info(c.row.id, `signed by ${c.row.signer}`);
-    else {
-      resigned.push({ id: c.row.id, reason });
-      ctx.log.info(c.row.id, `${reason}: re-signed${c.saved ? `; old files in ${c.saved}` : ''}`);
-    }
-  }
   for (const f of failures) ctx.log.error('', f);
 
+  const resigned = toSign.filter((l) => accepted.has(l.row.id) && reasonOf(l) !== 'new').map((l) => ({ id: l.row.id, reason: reasonOf(l) }));
   const summary = {
     cas: Object.fromEntries(cas.map((c) => [c.row.id, c.action])),
     kept: kept.length, signed: accepted.size - resigned.length, resigned,
