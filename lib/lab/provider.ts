@@ -2,7 +2,7 @@
  * The `lab` provider: the cluster's hosts as network namespaces on this machine, each with its
  * own UTS, mount and PID namespaces, private copy-on-write /etc, /var, /home, /root, /usr, /opt
  * and /srv, and a real OpenSSH sshd with its own host key, all on one bridge in `lab.cidr`.
- * Every later step reaches them over SSH exactly as it reaches EC2 instances. See docs/lab.md.
+ * Every later step reaches them over SSH exactly as it reaches EC2 instances. See README.md, "01-infra with the lab provider".
  *
  * What goes where:
  *   workspace  <dir>/ssh/id_ed25519(.pub)   the login key (kept by --destroy)

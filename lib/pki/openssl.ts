@@ -38,8 +38,9 @@ export const opensslBackend: Backend = {
       const key = await rec.run('openssl', genpkeyArgs(req.keyAlgorithm), 'key.pem');
       keyPem = key.stdout;
       rec.transcript[rec.transcript.length - 1] = `(umask 077 && ${rec.transcript.at(-1)})`;
-      // `openssl req` reads the key from disk; it is written 0600 from the start.
-      writeFileAtomic(join(dir, 'key.pem'), keyPem, SECRET_MODE);
+      // `openssl req` reads the key from disk; it is written 0600 from the start (made durable
+      // when the certificate is accepted).
+      writeFileAtomic(join(dir, 'key.pem'), keyPem, SECRET_MODE, false);
     }
     const csr = await rec.run('openssl', ['req', '-new', '-key', 'key.pem', '-config', 'openssl.cnf'], 'csr.pem');
     rec.write('csr.pem', csr.stdout);

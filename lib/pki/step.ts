@@ -127,7 +127,7 @@ async function sign(env: RunEnv, row: CertRow, opts: { reuseKey: boolean; validi
   const issued = await env.backend.issue(req);
   const keyPem = issued.keyPem ?? readFileSync(join(dir, 'key.pem'), 'utf8');
   const file = join(dir, '.candidate.tmp');
-  writeFileAtomic(file, issued.certPem, PUBLIC_MODE);
+  writeFileAtomic(file, issued.certPem, PUBLIC_MODE, false);
   return { row, keyPem, certPem: issued.certPem, transcript: issued.transcript, file, validityMs: opts.validityMs, caNotAfter: opts.caNotAfter, validity: opts.validity };
 }
 
@@ -152,6 +152,7 @@ async function checkAndAccept(env: RunEnv, cands: Candidate[]): Promise<{ accept
   for (const [signer, group] of bySigner) {
     (await verifyChains(group.map((c) => c.file), join(env.pkiDir, signer, 'cert.pem'), ctx.log)).forEach((f) => chained.add(f));
   }
+  const records: IssueRecord[] = [];
   cands.forEach((c, i) => {
     const g = got[i]!;
     const { row } = c;
@@ -164,27 +165,38 @@ async function checkAndAccept(env: RunEnv, cands: Candidate[]): Promise<{ accept
       return;
     }
     const dir = certDir(env.pkiDir, row.id);
-    writeFileAtomic(join(dir, 'key.pem'), c.keyPem, SECRET_MODE);
-    writeFileAtomic(join(dir, 'cert.pem'), c.certPem, PUBLIC_MODE);
+    writeFileAtomic(join(dir, 'key.pem'), c.keyPem, SECRET_MODE, false);
+    writeFileAtomic(join(dir, 'cert.pem'), c.certPem, PUBLIC_MODE, false);
     const caRel = row.profile === 'ca' ? 'cert.pem' : relative(dir, join(env.pkiDir, row.signer, 'cert.pem'));
     writeTranscript(env, row, c.transcript, [
       `${commandLine('openssl', ['storeutl', '-noout', '-text', '-certs', 'cert.pem'])}`,
       `${commandLine('openssl', ['verify', '-CAfile', caRel, 'cert.pem'])}`,
     ]);
-    const record: IssueRecord = {
+    records.push({
       version: 1, id: row.id, tool: env.backend.name, keyAlgorithm: plan.keyAlgorithm, validity: c.validity,
-      row: rowFacts(row), caFingerprint: '', certSha256: sha256(c.certPem), keySha256: sha256(c.keyPem),
-      facts: factsOf(g), issuedAt: env.now.toISOString(),
-    };
-    record.caFingerprint = row.profile === 'ca' ? g.fingerprint : env.caFingerprints.get(row.signer)!;
-    writeRecord(env, record);
-    accepted.set(row.id, record);
+      row: rowFacts(row), caFingerprint: row.profile === 'ca' ? g.fingerprint : env.caFingerprints.get(row.signer)!,
+      certSha256: sha256(c.certPem), keySha256: sha256(c.keyPem), facts: factsOf(g), issuedAt: env.now.toISOString(),
+    });
   });
+  // Durability for a whole chunk at once, instead of one fsync per file: keys and certificates
+  // reach the disk before any of their records does, so after a crash a record never vouches
+  // for a file that is not there.
+  await syncFilesystem(env);
+  for (const record of records) {
+    writeRecord(env, record, false);
+    accepted.set(record.id, record);
+  }
+  await syncFilesystem(env);
   return { accepted, failed };
 }
 
-function writeRecord(env: RunEnv, rec: IssueRecord): void {
-  writeFileAtomic(join(certDir(env.pkiDir, rec.id), RECORD_FILE), `${JSON.stringify(rec, null, 2)}\n`, PUBLIC_MODE);
+/** `sync -f`: flushes the workspace's filesystem (syncfs) without blocking Node's event loop. */
+async function syncFilesystem(env: RunEnv): Promise<void> {
+  await exec('sync', ['-f', env.pkiDir], { subject: 'pki' }, env.ctx.log);
+}
+
+function writeRecord(env: RunEnv, rec: IssueRecord, durable = true): void {
+  writeFileAtomic(join(certDir(env.pkiDir, rec.id), RECORD_FILE), `${JSON.stringify(rec, null, 2)}\n`, PUBLIC_MODE, durable);
 }
 
 /**
@@ -434,7 +446,7 @@ export async function runPki(ctx: Context): Promise<StepResult> {
       }
     });
   };
-  const chunk = Math.max(8, parallel * 4);
+  const chunk = Math.max(16, parallel * 16); // each check starts 4 or 5 processes: not too often
   const [signed, saResult] = await Promise.all([
     settleLimit(toSign, parallel, async (l) => {
       const cand = await signLeaf(env, l.row, caById.get(l.row.signer)!);
