@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { register } from 'tsx/esm/api';
 
 register();
-const { freeTestSubnet, inventoryFor, forceCleanup } = await import('../lib/lab/testing.ts');
+const { freeTestSubnet, inventoryFor, forceCleanup } = await import('../test/helpers/lab.ts');
 const { LAB_ROOT } = await import('../lib/lab/plan.ts');
 const { childrenOf } = await import('../lib/lab/system.ts');
 

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestLab, type TestLab, type ScriptResult } from '../lib/lab/testing.ts';
+import { createTestLab, type TestLab, type ScriptResult } from './helpers/lab.ts';
 import { readManifest, type Manifest } from '../lib/manifest.ts';
 import { sha256 } from '../lib/fsutil.ts';
 

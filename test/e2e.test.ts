@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { exec } from '../lib/exec.ts';
 import { sha256 } from '../lib/fsutil.ts';
 import { readManifest, type Manifest } from '../lib/manifest.ts';
-import { createTestLab, type TestLab, type ScriptResult } from '../lib/lab/testing.ts';
+import { createTestLab, type TestLab, type ScriptResult } from './helpers/lab.ts';
 import { LAB_ROOT, netnsName } from '../lib/lab/plan.ts';
 import { procAlive, procCmdline, sleep } from '../lib/lab/system.ts';
 

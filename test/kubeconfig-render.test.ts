@@ -7,7 +7,7 @@ import { planKubeconfigs, encryptionDestinations } from '../lib/kubeconfig/plan.
 import { loadTemplate, renderKubeconfig, renderEncryptionConfig, KUBECONFIG_TEMPLATE, ENCRYPTION_TEMPLATE, type KubeconfigData } from '../lib/kubeconfig/render.ts';
 import { initialKeys, parseEncryptionConfig, rotate, dropOldKeys, nextKeyName, activeKey, KEY_BYTES, type EncryptionKeys } from '../lib/kubeconfig/encryption.ts';
 import { rewriteReason, type KubeconfigRecord } from '../lib/kubeconfig/inputs.ts';
-import { inventoryJson } from './kubeconfig-fixture.ts';
+import { inventoryJson } from './helpers/kubeconfig.ts';
 
 const inv = (o?: Parameters<typeof inventoryJson>[0]) => parseInventory(inventoryJson(o), 'inventory.json');
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readManifest } from '../lib/manifest.ts';
 import { sha256 } from '../lib/fsutil.ts';
-import { inventoryJson, must, pkiWorkspace, workspace, type Workspace } from './kubeconfig-fixture.ts';
+import { inventoryJson, must, pkiWorkspace, workspace, type Workspace } from './helpers/kubeconfig.ts';
 
 const NAMES = ['admin', 'admin-controller', 'kube-controller-manager', 'kube-proxy', 'kube-scheduler', 'kubelet-worker-0', 'kubelet-worker-1'];
 const ENC = 'encryption/encryption-config.yaml';

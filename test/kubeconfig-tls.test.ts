@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { readManifest } from '../lib/manifest.ts';
-import { inventoryJson, must, pkiWorkspace, type Workspace } from './kubeconfig-fixture.ts';
+import { inventoryJson, must, pkiWorkspace, type Workspace } from './helpers/kubeconfig.ts';
 
 // Node warns (DEP0123) when tls-server-name is an IP address, as it is for every kubeconfig
 // here; Go clients (kubectl) verify IP server names the same way without complaint.

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestLab, type TestLab } from '../lib/lab/testing.ts';
+import { createTestLab, type TestLab } from './helpers/lab.ts';
 import { memoryLogger } from '../lib/log.ts';
 import { forEachHost } from '../lib/ssh/index.ts';
 import { planLab } from '../lib/lab/plan.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tmpdir, hostname as machineHostname } from 'node:os';
 import { exec } from '../lib/exec.ts';
-import { createTestLab, inventoryFor, runScript, type TestLab } from '../lib/lab/testing.ts';
+import { createTestLab, inventoryFor, runScript, type TestLab } from './helpers/lab.ts';
 import { bridgeName, vethName, netnsName, LAB_ROOT, overlappingRoutes, bridgeAddress, planLab, type RouteEntry } from '../lib/lab/plan.ts';
 import { parseCidr, type Cidr } from '../lib/cidr.ts';
 import { parseInventory } from '../lib/inventory.ts';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { exec } from '../lib/exec.ts';
 import { parseInventory } from '../lib/inventory.ts';
-import { createTestLab, type TestLab } from '../lib/lab/testing.ts';
+import { createTestLab, type TestLab } from './helpers/lab.ts';
 import { netnsName } from '../lib/lab/plan.ts';
 import { procAlive } from '../lib/lab/system.ts';
 import {

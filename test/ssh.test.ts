@@ -11,7 +11,7 @@ import { exec } from '../lib/exec.ts';
 import { memoryLogger } from '../lib/log.ts';
 import { sha256 } from '../lib/fsutil.ts';
 import type { Host } from '../lib/inventory.ts';
-import { createTestLab, type TestLab } from '../lib/lab/testing.ts';
+import { createTestLab, type TestLab } from './helpers/lab.ts';
 import { procAlive } from '../lib/lab/system.ts';
 import { openSessions, forEachHost, RemoteCommandError, Session, type SessionPool } from '../lib/ssh/index.ts';
 import {

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { exec } from '../exec.ts';
-import { createLogger } from '../log.ts';
-import { freeSubnet, bridgeName, vethName, netnsName, LAB_ROOT, type RouteEntry, type AddrEntry } from './plan.ts';
-import { findMarked, childrenOf, kill, waitGone } from './system.ts';
-import type { LabRecord } from './provider.ts';
+import { exec } from '../../lib/exec.ts';
+import { createLogger } from '../../lib/log.ts';
+import { freeSubnet, bridgeName, vethName, netnsName, LAB_ROOT, type RouteEntry, type AddrEntry } from '../../lib/lab/plan.ts';
+import { findMarked, childrenOf, kill, waitGone } from '../../lib/lab/system.ts';
+import type { LabRecord } from '../../lib/lab/provider.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const quiet = createLogger({ verbose: false, write: () => {} });
