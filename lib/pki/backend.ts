@@ -49,9 +49,14 @@ export class Recorder {
     private readonly log?: Logger,
   ) {}
 
-  async run(cmd: string, args: string[], stdoutTo: string | null, env?: Record<string, string>): Promise<ExecResult> {
-    const res = await exec(cmd, args, { cwd: this.cwd, subject: this.subject, env: env && { ...process.env, ...env } }, this.log);
-    this.transcript.push(stdoutTo ? `${res.commandLine} > ${stdoutTo}` : res.commandLine);
+  /**
+   * `stdoutTo` names the file the output ends up in (for the transcript); `secret` marks output
+   * that is a private key, shown in the transcript under `umask 077` as a person should type it.
+   */
+  async run(cmd: string, args: string[], stdoutTo: string | null, opts: { env?: Record<string, string>; secret?: boolean } = {}): Promise<ExecResult> {
+    const res = await exec(cmd, args, { cwd: this.cwd, subject: this.subject, env: opts.env && { ...process.env, ...opts.env } }, this.log);
+    const line = stdoutTo ? `${res.commandLine} > ${stdoutTo}` : res.commandLine;
+    this.transcript.push(opts.secret ? `(umask 077 && ${line})` : line);
     return res;
   }
 

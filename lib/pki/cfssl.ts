@@ -57,7 +57,7 @@ export const cfsslBackend: Backend = {
     }
     // Several cfssl processes run at once, one per core: each needs only one Go scheduler thread,
     // and a process that lives a tenth of a second needs no garbage collector (about 5% less CPU).
-    const res = await rec.run('cfssl', args, 'cfssl-output.json', { GOMAXPROCS: '1', GOGC: 'off' });
+    const res = await rec.run('cfssl', args, 'cfssl-output.json', { env: { GOMAXPROCS: '1', GOGC: 'off' }, secret: true });
     const out = parseOutput(res.stdout, res.stderr, !req.reuseKey);
     rec.note('# hardway splits that JSON itself: .key -> key.pem (mode 0600), .cert -> cert.pem, .csr -> csr.pem');
     rec.note('# (by hand: pipe cfssl into `cfssljson -bare NAME` instead of writing cfssl-output.json;');

@@ -35,9 +35,8 @@ export const opensslBackend: Backend = {
 
     let keyPem: string | undefined;
     if (!req.reuseKey) {
-      const key = await rec.run('openssl', genpkeyArgs(req.keyAlgorithm), 'key.pem');
+      const key = await rec.run('openssl', genpkeyArgs(req.keyAlgorithm), 'key.pem', { secret: true });
       keyPem = key.stdout;
-      rec.transcript[rec.transcript.length - 1] = `(umask 077 && ${rec.transcript.at(-1)})`;
       // `openssl req` reads the key from disk; it is written 0600 from the start (made durable
       // when the certificate is accepted).
       writeFileAtomic(join(dir, 'key.pem'), keyPem, SECRET_MODE, false);

@@ -19,12 +19,12 @@ import { updateManifest, type ManifestEntry, type CertificateFacts } from '../ma
 import { formatHours } from '../duration.ts';
 import { templatePath, render } from '../render.ts';
 import { planPki, sansOf, type CertRow, type PkiPlan } from './plan.ts';
-import { inspectCertificates, verifyChains, compareWithPlan, certMatchesKey, keyAlgorithmOf, publicKeyOf } from './inspect.ts';
+import { inspectCertificates, verifyChains, compareWithPlan, certMatchesKey, keyAlgorithmOf, publicKeyOf, STOREUTL_ARGS } from './inspect.ts';
 import { readRecord, readPair, recordMatchesFiles, rowFacts, factsOf, RECORD_FILE, type IssueRecord } from './records.ts';
 import { decideLeaf, renewBefore, type Decision } from './decide.ts';
 import { cfsslBackend } from './cfssl.ts';
 import { opensslBackend, genpkeyArgs } from './openssl.ts';
-import { certDir, type Backend, type SignRequest } from './backend.ts';
+import { certDir, Recorder, type Backend, type SignRequest } from './backend.ts';
 import { exec, commandLine, settleLimit, mapLimit } from '../exec.ts';
 
 export const PKI_DIR = 'pki';
@@ -169,8 +169,8 @@ async function checkAndAccept(env: RunEnv, cands: Candidate[]): Promise<{ accept
     writeFileAtomic(join(dir, 'cert.pem'), c.certPem, PUBLIC_MODE, false);
     const caRel = row.profile === 'ca' ? 'cert.pem' : relative(dir, join(env.pkiDir, row.signer, 'cert.pem'));
     writeTranscript(env, row, c.transcript, [
-      `${commandLine('openssl', ['storeutl', '-noout', '-text', '-certs', 'cert.pem'])}`,
-      `${commandLine('openssl', ['verify', '-CAfile', caRel, 'cert.pem'])}`,
+      commandLine('openssl', [...STOREUTL_ARGS, 'cert.pem']),
+      commandLine('openssl', ['verify', '-CAfile', caRel, 'cert.pem']),
     ]);
     records.push({
       version: 1, id: row.id, tool: env.backend.name, keyAlgorithm: plan.keyAlgorithm, validity: c.validity,
@@ -299,19 +299,13 @@ async function ensureServiceAccount(env: RunEnv): Promise<'kept' | 'created' | '
     return key ? 'completed' : 'created';
   }
   mkdirSync(dir, { recursive: true });
-  const lines: string[] = [];
-  const run = async (args: string[], to: string) => {
-    const res = await exec('openssl', args, { cwd: dir, subject: SA_ID }, ctx.log);
-    lines.push(`${res.commandLine} > ${to}`);
-    return res.stdout;
-  };
+  const rec = new Recorder(dir, SA_ID, ctx.log);
   let keyPem = key;
   if (keyPem === undefined) {
-    keyPem = await run(genpkeyArgs(plan.keyAlgorithm), 'sa.key');
-    lines[lines.length - 1] = `(umask 077 && ${lines.at(-1)})`;
+    keyPem = (await rec.run('openssl', genpkeyArgs(plan.keyAlgorithm), 'sa.key', { secret: true })).stdout;
     writeFileAtomic(keyPath, keyPem, SECRET_MODE);
   }
-  const pubPem = await run(['pkey', '-in', 'sa.key', '-pubout'], 'sa.pub');
+  const pubPem = (await rec.run('openssl', ['pkey', '-in', 'sa.key', '-pubout'], 'sa.pub')).stdout;
   if (pubPem.trim() !== publicKeyOf(keyPem)) throw new Error(`${SA_ID}: openssl's public key does not match sa.key`);
   writeFileAtomic(pubPath, pubPem, PUBLIC_MODE);
   writeFileAtomic(join(dir, 'commands.sh'), [
@@ -319,9 +313,9 @@ async function ensureServiceAccount(env: RunEnv): Promise<'kept' | 'created' | '
     `# ${SA_ID}: the key pair that signs (sa.key, kube-controller-manager) and verifies (sa.pub, kube-apiserver)`,
     '# ServiceAccount tokens. A bare key pair: no CA, no certificate. Made once and kept: a new key invalidates every token.',
     'set -e',
-    ...lines,
+    ...rec.transcript,
     '',
-  ].join('\n'), 0o755);
+  ].join('\n'), 0o755, false);
   ctx.log.info(SA_ID, key ? 'sa.pub rewritten from the existing sa.key' : `created sa.key and sa.pub (${plan.keyAlgorithm})`);
   return key ? 'completed' : 'created';
 }
