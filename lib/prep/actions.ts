@@ -213,7 +213,7 @@ const packages: Action = {
       return s.report(
         'packages',
         'failed',
-        `cannot: ${missing.join(' ')} not installed; lab hosts have no route to a package mirror and see the packages installed on this machine, so install them there (apt-get install ${missing.join(' ')}; scripts/install-deps.sh does) and re-run`,
+        `cannot: ${missing.join(' ')} not installed; lab hosts have no route to a package mirror and see the packages installed on this machine, so install them there (apt-get install ${missing.join(' ')}; scripts/bootstrap.sh does) and re-run`,
       );
     }
     if (env.dryRun) return s.report('packages', 'would-change', `would install ${missing.join(' ')}`);
