@@ -37,6 +37,8 @@ export interface Issued {
 
 export interface Backend {
   readonly name: 'cfssl' | 'openssl';
+  /** The template under templates/ that `issue` renders for this row (named in headers and transcripts). */
+  templateFor(row: CertRow): string;
   issue(req: SignRequest): Promise<Issued>;
 }
 

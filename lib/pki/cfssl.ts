@@ -36,6 +36,7 @@ function parseOutput(stdout: string, stderr: string, wantKey: boolean): CfsslOut
 
 export const cfsslBackend: Backend = {
   name: 'cfssl',
+  templateFor: (row) => (row.profile === 'ca' ? 'cfssl/ca-csr.json.hbs' : 'cfssl/csr.json.hbs'),
   async issue(req: SignRequest): Promise<Issued> {
     const { row } = req;
     const rec = new Recorder(certDir(req.pkiDir, row.id), row.id, req.log);
@@ -43,10 +44,10 @@ export const cfsslBackend: Backend = {
     const expiry = formatHours(req.validityMs);
     let args: string[];
     if (row.profile === 'ca') {
-      rec.write('csr.json', render('cfssl/ca-csr.json.hbs', { header: req.header, cn: row.cn, key, expiry }));
+      rec.write('csr.json', render(cfsslBackend.templateFor(row), { header: req.header, cn: row.cn, key, expiry }));
       args = req.reuseKey ? ['gencert', '-initca', '-ca-key', 'key.pem', 'csr.json'] : ['gencert', '-initca', 'csr.json'];
     } else {
-      rec.write('csr.json', render('cfssl/csr.json.hbs', {
+      rec.write('csr.json', render(cfsslBackend.templateFor(row), {
         header: req.header, cn: row.cn, o: row.o, hosts: [...row.dnsNames, ...row.ips], key,
       }));
       rec.write('ca-config.json', render('cfssl/ca-config.json.hbs', {

@@ -22,13 +22,13 @@ function asn1Time(d: Date): string {
 
 export const opensslBackend: Backend = {
   name: 'openssl',
+  templateFor: (row) => (row.profile === 'ca' ? 'openssl/ca.cnf.hbs' : row.profile === 'client' ? 'openssl/client.cnf.hbs' : 'openssl/server.cnf.hbs'),
   async issue(req: SignRequest): Promise<Issued> {
     const { row } = req;
     const dir = certDir(req.pkiDir, row.id);
     const rec = new Recorder(dir, row.id, req.log);
     const isCa = row.profile === 'ca';
-    const template = isCa ? 'openssl/ca.cnf.hbs' : row.profile === 'client' ? 'openssl/client.cnf.hbs' : 'openssl/server.cnf.hbs';
-    rec.write('openssl.cnf', render(template, {
+    rec.write('openssl.cnf', render(opensslBackend.templateFor(row), {
       header: req.header, cn: row.cn, o: row.o, usages: row.usages, keyUsage: leafKeyUsage(req.keyAlgorithm),
       dnsNames: row.dnsNames, ips: row.ips,
     }));
